@@ -86,7 +86,8 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 def _check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise InvalidName(f"invalid {kind} {value!r}: use a letter followed by up to 63 letters, digits, '_', '.' or '-'")
+        raise InvalidName(f"invalid {kind} {value!r}: use a letter followed by up to 63 letters, digits, "
+                          "'_', '.' or '-'")
     return value
 
 

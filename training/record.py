@@ -16,7 +16,7 @@ GRID_SEED = 7  # the same prior latents every epoch, so the sample grids are com
 
 @torch.inference_mode()
 def save_epoch_grids(model: GumbelVAE, test_x: torch.Tensor, temperature: float, folder: Path, epoch: int) -> None:
-    """record/grids/epoch_NNN_{reconstruction,samples}.png: 8 test digits over their reconstructions; 64 prior samples."""
+    """record/grids/epoch_NNN_reconstruction.png (8 test digits over their reconstructions) and _samples.png (64)."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     gen = torch.Generator(device=test_x.device).manual_seed(GRID_SEED)

@@ -50,6 +50,28 @@ def negative_elbo_loss(model: GumbelVAE, x: torch.Tensor, temperature: float, ha
     return nll + kl_to_uniform(logits).mean()
 
 
+def train_one_epoch(model: GumbelVAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches,
+                    config: TrainConfig, step: int, noise_gen: torch.Generator, total_steps: int,
+                    run_start_step: int = 0, desc: str = "epoch", progress: bool = False,
+                    ) -> tuple[int, float, float, float]:
+    """One pass over the in-memory batches; returns (global step, mean loss, last temperature, last lr)."""
+    model.train()
+    loss_sum = torch.zeros((), device=next(model.parameters()).device)
+    temperature, lr = config.temperature_at(step), config.lr
+    for x in tqdm(batches, desc=desc, leave=False, disable=not progress, mininterval=1.0):
+        temperature = config.temperature_at(step)
+        lr = config.lr_at(step - run_start_step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = negative_elbo_loss(model, x, temperature, config.hard, noise_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        step += 1
+    return step, loss_sum.item() / len(batches), temperature, lr
+
+
 def train(config: TrainConfig, store: ModelStore, model_config: VAEConfig | None = None,
           progress: bool = True) -> dict[str, Any]:
     """Trains, evaluates and registers a new version; returns its metadata."""
@@ -84,23 +106,13 @@ def train(config: TrainConfig, store: ModelStore, model_config: VAEConfig | None
         grids = draft.path / "record" / "grids"
         last_epoch = first_epoch + config.epochs - 1
         for epoch in tqdm(range(first_epoch, last_epoch + 1), desc="epochs", disable=not progress):
-            model.train()
             started = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            for x in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1.0):
-                temperature = config.temperature_at(step)
-                lr = config.lr_at(step - run_start_step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss = negative_elbo_loss(model, x, temperature, config.hard, noise_gen)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach()
-                step += 1
+            step, train_loss, temperature, lr = train_one_epoch(
+                model, optimizer, batches, config, step, noise_gen, total_steps, run_start_step,
+                desc=f"epoch {epoch}", progress=progress)
             train_seconds = time.perf_counter() - started
             model.eval()
-            row: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": loss_sum.item() / len(batches),
+            row: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": train_loss,
                                    "test_neg_elbo": negative_elbo(model, test_x), "temperature": temperature,
                                    "lr": lr, "seconds": round(train_seconds, 3)}
             if config.eval_k_epoch:

@@ -44,7 +44,7 @@ def test_invalid_configs_are_refused_with_reasons() -> None:
 
 def test_batches_cover_the_data_and_dynamic_binarization_resamples(mnist_dir: Path) -> None:
     images = to_unit_interval(load_mnist_uint8(mnist_dir, train=True, download=False), torch.device("cpu"))
-    assert images.shape == (600, 784) and 0 <= images.min() and images.max() <= 1
+    assert images.shape == (600, 784) and images.min() >= 0 and images.max() <= 1
     batches = InMemoryBatches(images, 128, dynamic=True, seed=0)
     drawn = list(batches)
     assert len(drawn) == len(batches) == 5 and sum(len(b) for b in drawn) == 600
@@ -119,7 +119,8 @@ def test_cli_reports_missing_data_and_bad_options(tmp_path: Path, capsys: pytest
     assert "--data-dir" in capsys.readouterr().err
     assert train_cli([*args, "--tau-min", "5"]) == 2
     assert "tau_min" in capsys.readouterr().err
-    assert not (tmp_path / "s" / "gvae" / "versions").exists() or not any((tmp_path / "s" / "gvae" / "versions").iterdir())
+    versions = tmp_path / "s" / "gvae" / "versions"
+    assert not versions.exists() or not any(versions.iterdir())
 
 
 def test_resume_of_a_missing_version_is_a_clear_error(tmp_path: Path, mnist_dir: Path,
