@@ -1,0 +1,23 @@
+"""The service's own errors; plain exceptions (no HTTP here) that `service.errors` maps to status codes."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class; the message is shown to the client and must say what to change."""
+
+
+class InvalidInput(ServiceError, ValueError):
+    """A well-formed request whose values do not fit the model (wrong shape, code out of range ...)."""
+
+
+class UnsupportedImage(ServiceError):
+    """An upload that is not a readable PNG or JPEG image."""
+
+
+class PayloadTooLarge(ServiceError):
+    """An upload or request body over the configured limits."""
+
+
+class NotReady(ServiceError):
+    """The model is not loaded (yet, or any more)."""

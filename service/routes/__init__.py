@@ -1,0 +1,1 @@
+"""HTTP routes, one router per concern: health, models, sampling (prior + latents) and images (uploads)."""

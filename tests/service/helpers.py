@@ -1,0 +1,65 @@
+"""Helpers for the service tests: a seeded model in a store, test settings, and PNG/upload utilities."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model_store.model import GumbelVAE, VAEConfig
+from model_store.registry import ModelStore
+from service.settings import Settings
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+needs_bundled_model = pytest.mark.skipif(
+    not ModelStore().versions("gvae"),
+    reason="no bundled model yet: commit a trained version into model_store/store/gvae/ "
+           "(or point GVAE_STORE_ROOT at a store holding one) to run this test",
+)
+
+
+def register_seeded_model(root: Path, seed: int = 0, name: str = "gvae") -> int:
+    """Registers an untrained GumbelVAE initialised with `seed`; returns its version number."""
+    torch.manual_seed(seed)
+    with ModelStore(root).register(name) as draft:
+        draft.save_weights(GumbelVAE(VAEConfig()))
+        draft.metadata.update(metrics={"test_neg_elbo": 543.2, "test_iw_nll": 540.1})
+    assert draft.version is not None
+    return draft.version
+
+
+def make_settings(store_root: Path | None, **overrides: object) -> Settings:
+    """Settings for a test app: CPU and the given store (None: the default store, i.e. the bundled model)."""
+    return Settings(**{"store_root": store_root, "device": "cpu", **overrides})
+
+
+def png_bytes(image: Image.Image | np.ndarray | torch.Tensor, fmt: str = "PNG", **save_args: object) -> bytes:
+    if isinstance(image, torch.Tensor):
+        image = image.numpy()
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def open_png(content: bytes) -> Image.Image:
+    assert content.startswith(PNG_SIGNATURE), content[:40]
+    image = Image.open(io.BytesIO(content), formats=["PNG"])
+    image.load()
+    return image
+
+
+def png_array(content: bytes) -> np.ndarray:
+    """PNG bytes -> (H, W) float32 in [0, 1]."""
+    return np.asarray(open_png(content), dtype=np.float32) / 255.0
+
+
+def upload(*images: bytes, name: str = "digit.png", content_type: str = "image/png") -> list[tuple[str, tuple]]:
+    """The multipart `files` field, repeated once per image."""
+    return [("files", (f"{i}-{name}", data, content_type)) for i, data in enumerate(images)]
