@@ -20,7 +20,7 @@ from . import __version__
 from .errors import install_error_handlers
 from .inference import InferenceEngine, describe_device, resolve_device
 from .middleware import ModelVersionHeader, RequestSizeLimit
-from .routes import health, images, models, sampling
+from .routes import health, images, models, record, sampling, web
 from .runner import ModelRunner
 from .settings import Settings, get_settings
 
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimit, settings=settings)
     app.add_middleware(ModelVersionHeader)  # added last: outermost, so even 413s above carry the header
-    for module in (health, models, sampling, images):
+    for module in (health, models, record, sampling, images, web):
         app.include_router(module.router)
+    app.mount(web.STATIC_PATH, web.static_files(), name="static")  # the page's script and style
     return app
