@@ -1,7 +1,9 @@
-"""Model-store CLI: list, show, alias, verify and delete versions.
+"""Model-store CLI: list, show, compare, alias, verify and delete versions, and export model cards.
 
     python -m model_store list                       # versions with metrics and aliases
     python -m model_store show latest                # one version's metadata (JSON)
+    python -m model_store compare 1 2 production     # metrics and the configs that differ, side by side [--all]
+    python -m model_store card 3 -o card.html        # one self-contained HTML model card (stdout without -o)
     python -m model_store alias set production 3     # point an alias at a version
     python -m model_store alias rm production
     python -m model_store verify [VERSION|--all]     # check every file's sha256
@@ -13,8 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from .card import render_card
+from .compare import compare_versions
 from .errors import IntegrityError, StoreError
 from .registry import DEFAULT_MODEL_NAME, LATEST, ROOT_ENV_VAR, ModelStore
 
@@ -50,6 +55,21 @@ def cmd_list(store: ModelStore, args: argparse.Namespace) -> int:
 
 def cmd_show(store: ModelStore, args: argparse.Namespace) -> int:
     print(json.dumps(store.metadata(args.name, args.version), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_compare(store: ModelStore, args: argparse.Namespace) -> int:
+    print(compare_versions(store, args.name, args.versions, all_keys=args.all).format())
+    return 0
+
+
+def cmd_card(store: ModelStore, args: argparse.Namespace) -> int:
+    html = render_card(store, args.name, args.version)
+    if args.output:
+        Path(args.output).write_text(html, encoding="utf-8")
+        print(f"wrote the model card of {args.name} {args.version} to {args.output}")
+    else:
+        sys.stdout.write(html)
     return 0
 
 
@@ -95,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a version's metadata as JSON")
     show.add_argument("version", nargs="?", default=LATEST, help="version number or alias (default: latest)")
     show.set_defaults(func=cmd_show)
+    compare = sub.add_parser("compare", help="metrics and differing configs of versions, side by side")
+    compare.add_argument("versions", nargs="+", help="version numbers or aliases")
+    compare.add_argument("--all", action="store_true", help="show every config key, not only those that differ")
+    compare.set_defaults(func=cmd_compare)
+    card = sub.add_parser("card", help="export a version's record as one self-contained HTML model card")
+    card.add_argument("version", nargs="?", default=LATEST, help="version number or alias (default: latest)")
+    card.add_argument("-o", "--output", default=None, help="write to this file (default: stdout)")
+    card.set_defaults(func=cmd_card)
     alias = sub.add_parser("alias", help="list, set or remove aliases")
     alias_sub = alias.add_subparsers(dest="alias_cmd")
     alias_set = alias_sub.add_parser("set", help="point ALIAS at VERSION")

@@ -12,7 +12,9 @@ from model_store import GumbelVAE, ModelStore, VAEConfig
 FIXTURE_MNIST = Path(__file__).parent / "fixtures" / "mnist"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: on a 2-core machine the server threads, subprocesses and the test process share the cores,
+# and oversubscribed OpenMP threads slow every test down several-fold.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
     python -m training --epochs 40 --data-dir ../shared/data
     python -m training --resume latest --epochs 10          # continue a stored version (optimizer included)
+    torchrun --standalone --nproc_per_node=4 -m training --epochs 40 --batch-size 400   # data-parallel, 100/rank
     python -m training --help
+
+Under torchrun only rank 0 writes the version; see docs/training-at-scale.md for multi-node launches.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from model_store.errors import StoreError
 from model_store.model import VAEConfig
 from model_store.registry import ROOT_ENV_VAR, ModelStore
 
-from .config import Binarization, LrSchedule, TrainConfig
+from .config import Amp, Binarization, LrSchedule, TrainConfig
 from .data import DataNotFound
-from .train import train
+from .distributed import Ranks, process_group
+from .train import TrainingDiverged, train
 
-_CHOICES = {"binarization": get_args(Binarization), "lr_schedule": get_args(LrSchedule)}
+_CHOICES = {"binarization": get_args(Binarization), "lr_schedule": get_args(LrSchedule), "amp": get_args(Amp)}
 _HELP = {
     "model_name": "name of the model in the store",
     "epochs": "epochs to train (with --resume: further epochs)",
-    "batch_size": "examples per optimizer step",
+    "batch_size": "examples per optimizer step over all ranks (torchrun: batch_size / WORLD_SIZE per rank)",
     "lr": "Adam learning rate (peak)",
     "lr_schedule": "constant, or cosine decay to lr*lr_min_ratio over this run",
     "lr_min_ratio": "final lr as a fraction of lr for the cosine schedule",
@@ -37,7 +41,9 @@ _HELP = {
     "hard": "straight-through Gumbel-Softmax (one-hot forward, relaxed gradient)",
     "binarization": "dynamic: resample Bernoulli pixels per batch; none: grayscale targets",
     "seed": "random seed (shuffling, binarization, Gumbel noise)",
-    "device": "auto (CUDA when available), cpu, cuda or cuda:N",
+    "device": "auto (CUDA when available), cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK)",
+    "amp": "bf16: bfloat16 autocast of the forward pass (CUDA only)",
+    "compile": "torch.compile the encoder and decoder (GPU users; the first steps compile)",
     "data_dir": "MNIST root for torchvision (holds MNIST/raw)",
     "download": "download MNIST through torchvision when it is missing",
     "train_limit": "use only the first N training images (0 = all)",
@@ -45,6 +51,8 @@ _HELP = {
     "eval_k": "importance samples for the final IW-NLL bound",
     "eval_k_epoch": "importance samples for a per-epoch IW-NLL (0 = skip)",
     "grid_every": "save image grids every N epochs (and at the last)",
+    "tensorboard": "write TensorBoard events into the version's record/tensorboard (if tensorboard is installed)",
+    "log_every": "TensorBoard per-step scalars every N steps",
     "save_optimizer": "store the Adam state with the version, for exact --resume",
     "resume": "version number or alias to continue from",
     "description": "free text stored with the version",
@@ -80,17 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = Ranks.from_env()
+    prefix = f"[rank {env.rank}] " if env.is_distributed else ""
+    logging.basicConfig(level=logging.WARNING if args.quiet or not env.is_main else logging.INFO,
+                        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s")
     config = TrainConfig(**{name: getattr(args, name) for name in TrainConfig.field_names()})
     model_config = VAEConfig(hidden_dims=tuple(args.hidden_dims), latent_dim=args.latent_dim,
                              categorical_dim=args.categorical_dim)
     try:
-        meta = train(config, ModelStore(args.store_root), model_config, progress=not args.quiet)
-    except (ValueError, DataNotFound, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with process_group(config.device) as ranks:
+            meta = train(config, ModelStore(args.store_root), model_config,
+                         progress=not args.quiet and ranks.is_main, ranks=ranks)
+    except (ValueError, DataNotFound, StoreError, TrainingDiverged) as exc:
+        print(f"error: {prefix}{exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"name": meta["name"], "version": meta["version"], "metrics": meta["metrics"]}, indent=2))
+    if env.is_main:
+        print(json.dumps({"name": meta["name"], "version": meta["version"], "metrics": meta["metrics"]}, indent=2))
     return 0
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Binarization = Literal["dynamic", "none"]
 LrSchedule = Literal["constant", "cosine"]
+Amp = Literal["none", "bf16"]
 
 
 @dataclass
 class TrainConfig:
     model_name: str = "gvae"  # name of the model in the store
     epochs: int = 10  # epochs to train (on --resume: further epochs)
-    batch_size: int = 100  # examples per optimizer step
+    batch_size: int = 100  # examples per optimizer step, over all ranks (each of N ranks takes batch_size / N)
     lr: float = 1e-3  # Adam learning rate (peak)
     lr_schedule: LrSchedule = "constant"  # constant, or cosine decay to lr*lr_min_ratio over this run
     lr_min_ratio: float = 0.1  # final lr as a fraction of lr, for the cosine schedule
@@ -25,7 +26,9 @@ class TrainConfig:
     hard: bool = False  # straight-through: one-hot forward, relaxed gradient
     binarization: Binarization = "dynamic"  # resample Bernoulli pixels per batch, or keep grayscale targets
     seed: int = 1  # seeds shuffling, binarization and Gumbel noise
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (under torchrun: cuda:LOCAL_RANK)
+    amp: Amp = "none"  # bf16: autocast the forward pass to bfloat16 (CUDA only); the loss stays fp32
+    compile: bool = False  # torch.compile the encoder and decoder (worth it on GPU; compiling takes a while)
     data_dir: str = "~/.cache/gvae-serve/data"  # torchvision MNIST root (downloaded there if missing)
     download: bool = True  # let torchvision download MNIST when it is not under data_dir
     train_limit: int = 0  # use only the first N training images (0 = all 60000)
@@ -33,6 +36,8 @@ class TrainConfig:
     eval_k: int = 1000  # importance samples for the final IW-NLL bound (Burda et al. 2016)
     eval_k_epoch: int = 0  # importance samples for a per-epoch IW-NLL (0 = skip; -ELBO is always reported)
     grid_every: int = 1  # save reconstruction/sample grids every N epochs (and always at the last)
+    tensorboard: bool = True  # also write TensorBoard events into record/tensorboard (when tensorboard is installed)
+    log_every: int = 50  # TensorBoard per-step scalars every N optimizer steps
     save_optimizer: bool = True  # store Adam state so --resume continues exactly
     resume: str = ""  # version number or alias to continue from (same model name)
     description: str = ""  # free text stored with the version
@@ -56,8 +61,10 @@ class TrainConfig:
             problems.append("eval_k must be >= 1 and eval_k_epoch >= 0")
         if self.train_limit < 0 or self.test_limit < 0:
             problems.append("train_limit and test_limit must be >= 0")
-        if self.grid_every < 1:
-            problems.append("grid_every must be >= 1")
+        if self.grid_every < 1 or self.log_every < 1:
+            problems.append("grid_every and log_every must be >= 1")
+        if self.amp not in get_args(Amp):
+            problems.append(f"amp must be one of {get_args(Amp)}")
         for tag in self.tags:
             if "=" not in tag:
                 problems.append(f"tag {tag!r} must look like key=value")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from model_store.model import GumbelVAE
 
@@ -15,16 +15,23 @@ GRID_SEED = 7  # the same prior latents every epoch, so the sample grids are com
 
 
 @torch.inference_mode()
-def save_epoch_grids(model: GumbelVAE, test_x: torch.Tensor, temperature: float, folder: Path, epoch: int) -> None:
-    """record/grids/epoch_NNN_reconstruction.png (8 test digits over their reconstructions) and _samples.png (64)."""
+def save_epoch_grids(model: GumbelVAE, test_x: torch.Tensor, temperature: float, folder: Path,
+                     epoch: int) -> dict[str, torch.Tensor]:
+    """record/grids/epoch_NNN_reconstruction.png (8 test digits over their reconstructions) and _samples.png (64).
+
+    Returns the two grids as (3, H, W) CPU tensors in [0, 1] (for TensorBoard), keyed reconstruction/samples.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     gen = torch.Generator(device=test_x.device).manual_seed(GRID_SEED)
     inputs = test_x[:8].view(-1, 1, cfg.image_height, cfg.image_width)
     recon = model.reconstruct(inputs, temperature, hard=True, generator=gen)
-    save_image(torch.cat([inputs, recon]).cpu(), folder / f"epoch_{epoch:03d}_reconstruction.png", nrow=8)
     samples = model.sample(64, temperature, hard=True, generator=gen)
-    save_image(samples.cpu(), folder / f"epoch_{epoch:03d}_samples.png", nrow=8)
+    grids = {"reconstruction": make_grid(torch.cat([inputs, recon]).float().cpu(), nrow=8),
+             "samples": make_grid(samples.float().cpu(), nrow=8)}
+    for kind, grid in grids.items():
+        save_image(grid, folder / f"epoch_{epoch:03d}_{kind}.png")
+    return grids
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:

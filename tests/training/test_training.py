@@ -14,6 +14,7 @@ from model_store.model import GumbelVAE, VAEConfig
 from training.__main__ import main as train_cli
 from training.config import TrainConfig
 from training.data import InMemoryBatches, binarize_fixed, load_mnist_uint8, to_unit_interval
+from training.tracking import tensorboard_available
 from training.train import negative_elbo_loss
 
 TINY_ARGS = ["--epochs", "2", "--batch-size", "100", "--eval-k", "5", "--hidden-dims", "64", "32", "--quiet",
@@ -103,8 +104,11 @@ def test_cli_trains_a_loadable_version_with_its_record_and_resumes_it(tmp_path: 
     assert [h["epoch"] for h in history] == [1, 2]
     assert {"train_loss", "test_neg_elbo", "temperature", "lr", "seconds"} <= set(history[0])
 
-    assert train_cli([*args, "--resume", "latest", "--epochs", "1", "--anneal-every", "1"]) == 0
+    assert any(f.startswith("record/tensorboard/") for f in files) or not tensorboard_available()
+
+    assert train_cli([*args, "--resume", "latest", "--epochs", "1", "--anneal-every", "1", "--no-tensorboard"]) == 0
     meta2 = store.verify("gvae", 2)
+    assert not any(f.startswith("record/tensorboard/") for f in meta2["files"]), "--no-tensorboard: no events"
     assert meta2["parent_version"] == 1
     assert meta2["training_state"]["step"] == meta["training_state"]["step"] + 6
     assert meta2["training_state"]["epoch"] == 3
