@@ -1,11 +1,14 @@
-"""What the store holds and what is being served: GET /v1/models and GET /v1/models/current."""
+"""What the store holds and what is being served: /v1/models, /v1/models/current and model cards."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
 
+from model_store.card import render_card
 from model_store.errors import StoreError
 from model_store.registry import ModelStore
 
@@ -28,6 +31,19 @@ def current_model(runner: RunnerDep) -> CurrentModel:
     engine = runner.engine
     return CurrentModel(name=engine.name, version=engine.version, tag=engine.tag, device=str(engine.device),
                         metadata=engine.metadata)
+
+
+@router.get("/{version}/card", summary="A version's model card: metrics, curves, grids, config, sha256",
+            response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}, **error_responses(404, 503)})
+async def model_card(store: StoreDep, request: Request,
+                     version: str = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                         description="version number, alias, or `current` (the served one)"),
+                     ) -> HTMLResponse:
+    """One self-contained HTML page for a version of the served model, its files checked against their sha256."""
+    runner = getattr(request.app.state, "runner", None)
+    name = runner.engine.name if runner else request.app.state.settings.model_name
+    ref: int | str = runner.engine.version if version == "current" and runner else version
+    return HTMLResponse(await run_in_threadpool(render_card, store, name, ref))
 
 
 def describe_model(store: ModelStore, name: str) -> ModelInfo:
