@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model_store.model import GumbelVAE, VAEConfig  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import InMemoryBatches, load_mnist_uint8, to_unit_interval  # noqa: E402
-from training.train import negative_elbo_loss, resolve_device, train_one_epoch  # noqa: E402
+from training.train import make_optimizer, negative_elbo_loss, resolve_device, train_one_epoch  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -39,7 +39,7 @@ def sync(device: torch.device) -> None:
 def time_project(train_x: torch.Tensor, device: torch.device) -> float:
     config = TrainConfig(batch_size=100)
     model = GumbelVAE(VAEConfig()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     batches = InMemoryBatches(train_x, config.batch_size, dynamic=True, seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
     sync(device)
@@ -51,7 +51,7 @@ def time_project(train_x: torch.Tensor, device: torch.device) -> float:
 
 def time_floor(train_x: torch.Tensor, device: torch.device, steps: int) -> float:
     model = GumbelVAE(VAEConfig()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model, 1e-3)
     batch = torch.bernoulli(train_x[:100])
     gen = torch.Generator(device=device).manual_seed(0)
     sync(device)

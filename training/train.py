@@ -108,6 +108,11 @@ def compile_model(model: GumbelVAE, backend: str = "inductor") -> None:
     model.decoder.compile(backend=backend)
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with the multi-tensor (foreach) update: a few fused ops over all parameters, not a loop per tensor."""
+    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
 def train(config: TrainConfig, store: ModelStore, model_config: VAEConfig | None = None,
           progress: bool = True, ranks: Ranks | None = None) -> dict[str, Any]:
     """Trains, evaluates and registers a new version; returns its metadata (on every rank)."""
@@ -120,6 +125,11 @@ def train(config: TrainConfig, store: ModelStore, model_config: VAEConfig | None
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     device = resolve_device(config.device, ranks)
     check_accelerator_options(config, device)
+    if device.type == "cpu":
+        # Adam's second moments of rarely-updated weights decay into subnormal floats over hundreds of epochs,
+        # and x86 arithmetic on subnormals is very slow: a 400-epoch run slowed from 10.5 to 15.5 s/epoch by
+        # epoch 200 with 35% of its time in Adam's sqrt/div. Flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
     log.info("training on %s%s", device, f" x {ranks.world_size} ranks" if ranks.is_distributed else "")
 
     parent: dict[str, Any] | None = None
@@ -127,7 +137,7 @@ def train(config: TrainConfig, store: ModelStore, model_config: VAEConfig | None
         model, parent = store.load_model(config.model_name, config.resume, device=device)
     else:
         model = GumbelVAE(model_config or VAEConfig()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     step, first_epoch, history = 0, 1, []
     if parent is not None:
         step, first_epoch, history = _restore(store, config, parent, optimizer)
