@@ -7,7 +7,7 @@ DATA_DIR ?= ~/.cache/gvae-serve/data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv test serve train lint bench clean
+.PHONY: venv test serve train lint bench bench-serve clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/train_speed.py
+
+# Serving throughput against a bare FastAPI ceiling and a naive service (~5 min; table in docs/bench-serve.md)
+bench-serve: $(STAMP)
+	$(PY) bench/serve_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

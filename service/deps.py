@@ -1,34 +1,46 @@
-"""Dependencies and shared query parameters of the routes, as `Annotated` aliases.
+"""Dependencies and shared query parameters of the routes, as `Annotated` aliases and query models.
 
-    async def sample(runner: RunnerDep, grid: GridDep, temperature: Temperature = 1.0): ...
+    async def sample(runner: RunnerDep, settings: SettingsDep, query: Annotated[SampleQuery, Query()]): ...
+
+The PNG routes read their query parameters as one Pydantic model (FastAPI lists its fields as separate query
+parameters in the OpenAPI schema, and names a bad one in a 422 as before): one validation per request instead
+of one dependency per group of parameters, about a fifth of the event loop's work per request less.
 """
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
+import random
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel, Field
 
 from model_store.registry import ModelStore
 
 from .exceptions import InvalidInput, NotReady
 from .runner import ModelRunner
-from .settings import MAX_N, MAX_PADDING, MAX_SCALE, Settings, get_settings
+from .settings import MAX_N, MAX_PADDING, MAX_SCALE, Settings
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def app_settings(request: Request) -> Settings:
+    """The settings `create_app` was given. (Read from the app rather than through `dependency_overrides`,
+    which makes FastAPI rebuild the overriding dependency's validators on every request: ~1 ms each.)"""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 # ---------------------------------------------------------------------------- shared query parameters
-Temperature = Annotated[float, Query(gt=0, le=100, allow_inf_nan=False,
-                                     description="Gumbel-Softmax temperature tau in (0, 100]: low is sharp")]
-Hard = Annotated[bool, Query(description="decode one-hot latents (argmax of each relaxed sample)")]
-Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1,
-                                   description="random seed; the same seed gives the same output (byte-identical "
-                                               "PNG). Absent: a random one, returned in the X-Seed header")]
+TEMPERATURE_HELP = "Gumbel-Softmax temperature tau in (0, 100]: low is sharp"
+HARD_HELP = "decode one-hot latents (argmax of each relaxed sample)"
+SEED_HELP = ("random seed; the same seed gives the same output (byte-identical PNG). Absent: a random one, "
+             "returned in the X-Seed header")
+Temperature = Annotated[float, Query(gt=0, le=100, allow_inf_nan=False, description=TEMPERATURE_HELP)]
+Hard = Annotated[bool, Query(description=HARD_HELP)]
+Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description=SEED_HELP)]
 
 
-def get_runner(request: Request) -> ModelRunner:
+async def get_runner(request: Request) -> ModelRunner:
     """The loaded model's runner; 503 while it loads. Pins this request's X-Model-Version to it."""
     runner: ModelRunner | None = getattr(request.app.state, "runner", None)
     if runner is None:
@@ -37,7 +49,7 @@ def get_runner(request: Request) -> ModelRunner:
     return runner
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
@@ -45,34 +57,47 @@ RunnerDep = Annotated[ModelRunner, Depends(get_runner)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 
 
-def resolve_seed(seed: Seed = None) -> int:
-    return secrets.randbelow(2**63) if seed is None else seed
+# Seeds are published (X-Seed) and only need to differ: a Mersenne Twister seeded once from the OS is enough,
+# and unlike `secrets` it makes no getrandom() call per request (one that releases the GIL to the model thread).
+_seeds = random.Random()
+
+
+def new_seed() -> int:
+    return _seeds.getrandbits(63)
+
+
+async def resolve_seed(seed: Seed = None) -> int:
+    return new_seed() if seed is None else seed
 
 
 SeedDep = Annotated[int, Depends(resolve_seed)]
 
 
-@dataclass(frozen=True)
-class GridOptions:
-    nrow: int | None  # None: the endpoint's default
-    padding: int
-    scale: int
+class PngQuery(BaseModel):
+    """Query parameters of every PNG grid answer: the grid's layout and the sampling options."""
+
+    nrow: int | None = Field(None, ge=1, le=MAX_N, description="images per grid row (default: 8; on "
+                                                                 "/v1/reconstruct, the number of uploads)")
+    padding: int = Field(2, ge=0, le=MAX_PADDING, description="pixels between grid cells")
+    scale: int = Field(1, ge=1, le=MAX_SCALE, description="integer up-scaling of the grid, nearest neighbour "
+                                                          "(GVAE_MAX_SCALE may lower the limit)")
+    temperature: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description=TEMPERATURE_HELP)
+    hard: bool = Field(False, description=HARD_HELP)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description=SEED_HELP)
+
+    def check(self, settings: Settings) -> PngQuery:
+        """Applies this server's limits below the schema's ceilings."""
+        if self.scale > settings.max_scale:
+            raise InvalidInput(f"scale={self.scale} is over this server's limit of {settings.max_scale} "
+                               f"(GVAE_MAX_SCALE)")
+        return self
+
+    def resolved_seed(self) -> int:
+        return new_seed() if self.seed is None else self.seed
 
 
-def grid_options(
-    settings: SettingsDep,
-    nrow: Annotated[int | None, Query(ge=1, le=MAX_N, description="images per grid row (default: 8; on "
-                                                                   "/v1/reconstruct, the number of uploads)")] = None,
-    padding: Annotated[int, Query(ge=0, le=MAX_PADDING, description="pixels between grid cells")] = 2,
-    scale: Annotated[int, Query(ge=1, le=MAX_SCALE, description="integer up-scaling of the grid, nearest "
-                                                                "neighbour (GVAE_MAX_SCALE may lower the limit)")] = 1,
-) -> GridOptions:
-    if scale > settings.max_scale:
-        raise InvalidInput(f"scale={scale} is over this server's limit of {settings.max_scale} (GVAE_MAX_SCALE)")
-    return GridOptions(nrow=nrow, padding=padding, scale=scale)
-
-
-GridDep = Annotated[GridOptions, Depends(grid_options)]
+class SampleQuery(PngQuery):
+    n: int = Field(64, ge=1, le=MAX_N, description="number of images")
 
 
 def check_count(count: int, settings: Settings, what: str = "images") -> None:

@@ -2,6 +2,7 @@
 
 Store errors (`model_store.errors`) and the service's own (`service.exceptions`) are mapped by class;
 FastAPI's parameter validation errors are summarised into one readable sentence, keeping the field list.
+5xx answers also quote the request's id (`request_id`, as in the X-Request-ID header and the log line).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from fastapi.responses import JSONResponse
 
 from model_store.errors import AliasInUse, IntegrityError, InvalidName, ModelNotFound, StoreError
 
-from .exceptions import InvalidInput, NotReady, PayloadTooLarge, ServiceError, UnsupportedImage
+from .exceptions import (
+    InferenceFailed,
+    InvalidInput,
+    NotReady,
+    PayloadTooLarge,
+    QueueFull,
+    ServiceError,
+    UnsupportedImage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +35,15 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     UnsupportedImage: 415,
     PayloadTooLarge: 413,
     NotReady: 503,
+    QueueFull: 503,  # overloaded: a client should back off (Retry-After) rather than queue without end
+    InferenceFailed: 500,
     ModelNotFound: 404,
     InvalidName: 422,
     AliasInUse: 409,
     IntegrityError: 503,  # damaged weights: this service cannot answer until they are restored
 }
 MAX_LISTED_ERRORS = 5
+RETRY_AFTER_S = {QueueFull: "1"}  # the queue drains in well under a second; a loading model takes longer
 
 
 def status_for(exc: Exception) -> int:
@@ -41,11 +53,15 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
-def json_error(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def json_error(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+               rid: str | None = None, retry_after: str = "5") -> JSONResponse:
     body: dict[str, Any] = {"detail": detail}
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(status_code=status, content=body, headers={"Retry-After": "5"} if status == 503 else None)
+    if rid is not None:
+        body["request_id"] = rid
+    return JSONResponse(status_code=status, content=body,
+                        headers={"Retry-After": retry_after} if status == 503 else None)
 
 
 def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
@@ -72,9 +88,17 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
-    if status >= 500 and not isinstance(exc, NotReady):
-        log.error("%s %s: %s", request.method, request.url.path, exc)
-    return json_error(status, str(exc))
+    rid = getattr(request.state, "request_id", None) if status >= 500 else None
+    if status >= 500 and not isinstance(exc, NotReady | QueueFull):
+        log.error("%s %s (request %s): %s", request.method, request.url.path, rid, exc)
+    return json_error(status, str(exc), rid=rid, retry_after=RETRY_AFTER_S.get(type(exc), "5"))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any other exception: 500 quoting the request id (uvicorn logs the traceback)."""
+    rid = getattr(request.state, "request_id", None)
+    return json_error(500, f"internal error: the server logged it under request id {rid}; retry, and report it "
+                           f"with that id if it persists", rid=rid)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -101,3 +125,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StoreError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

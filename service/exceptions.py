@@ -21,3 +21,11 @@ class PayloadTooLarge(ServiceError):
 
 class NotReady(ServiceError):
     """The model is not loaded (yet, or any more)."""
+
+
+class QueueFull(ServiceError):
+    """The model's queue holds GVAE_MAX_QUEUE requests already: the client should retry later (503)."""
+
+
+class InferenceFailed(ServiceError):
+    """The model failed on a batch this request was part of (logged with its traceback); answers 500."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .settings import MAX_N
 
-Code = Annotated[int, Field(strict=True, ge=-(2**31), lt=2**31)]  # JSON integers only; the range is checked per model
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# JSON integers only (3.0 counts, as in JSON Schema; 3.5, "3" and true do not); the range is checked per model
+Code = Annotated[int, BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v),
+                 Field(strict=True, ge=-(2**31), lt=2**31)]
+MAX_LOGIT = 1e30  # larger ones overflow float32 (3.4e38) once divided by a small temperature or given noise
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_LOGIT, le=MAX_LOGIT)]
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "A PNG grid of 28x28 grayscale images"},
 }
@@ -20,6 +23,7 @@ class ErrorBody(BaseModel):
 
     detail: str
     errors: list[dict[str, Any]] | None = None
+    request_id: str | None = Field(None, description="on 5xx answers: the id the server logged it under")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -10,47 +10,57 @@ from typing import Annotated, Literal
 
 import torch
 from fastapi import APIRouter, File, Query, Response, UploadFile
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import GridDep, Hard, RunnerDep, SeedDep, SettingsDep, Temperature
+from ..deps import PngQuery, RunnerDep, SeedDep, SettingsDep, Temperature
 from ..exceptions import InvalidInput, PayloadTooLarge
 from ..imaging import Preprocess, preprocess_uploads
-from ..png import paired_rows
+from ..png import paired_rows, to_uint8
 from ..schemas import PNG_RESPONSE, EncodedImage, EncodeResponse, error_responses
-from ..settings import Settings
-from .common import SEED_HEADER, png_response
+from ..settings import MAX_ENCODE_SAMPLES, Settings
+from .common import SEED_HEADER, GridPng, png_response
 
 router = APIRouter(prefix="/v1", tags=["images"])
-UPLOAD_ERRORS = error_responses(413, 415, 422, 503)
+UPLOAD_ERRORS = error_responses(400, 413, 415, 422, 503)  # 400: a body that cannot be parsed
 
-Files = Annotated[list[UploadFile], File(description="PNG or JPEG images of any size and mode; repeat the field")]
-PreprocessParam = Annotated[Preprocess, Query(
-    description="mnist: crop to the ink, fit into 20x20, centre by centre of mass in 28x28 (default); "
-                "resize: scale the whole image to 28x28; none: take a 28x28 image as it is. Light-background "
-                "images are inverted (not with none); 28x28 dark-background images pass through unchanged")]
+Files = Annotated[list[UploadFile], File(min_length=1, description="PNG or JPEG images of any size and mode; "
+                                                              "repeat the field")]
+PREPROCESS_HELP = ("mnist: crop to the ink, fit into 20x20, centre by centre of mass in 28x28 (default); "
+                   "resize: scale the whole image to 28x28; none: take a 28x28 image as it is. Light-background "
+                   "images are inverted (not with none); 28x28 dark-background images pass through unchanged")
+PreprocessParam = Annotated[Preprocess, Query(description=PREPROCESS_HELP)]
+
+
+class ReconstructQuery(PngQuery):
+    mode: Literal["sample", "mean"] = Field("sample", description="sample: decode a Gumbel-Softmax sample of q(z|x) "
+                                                                  "at `temperature`; mean: decode the posterior "
+                                                                  "probabilities themselves, without noise")
+    preprocess: Preprocess = Field("mnist", description=PREPROCESS_HELP)
 
 
 @router.post("/reconstruct", response_class=Response, responses={**PNG_RESPONSE, **UPLOAD_ERRORS},
              summary="Uploaded images and their reconstructions, as a PNG grid")
-async def reconstruct(files: Files, runner: RunnerDep, settings: SettingsDep, grid: GridDep, seed: SeedDep,
-                      temperature: Temperature = 1.0, hard: Hard = False,
-                      mode: Annotated[Literal["sample", "mean"], Query(
-                          description="sample: decode a Gumbel-Softmax sample of q(z|x) at `temperature`; "
-                                      "mean: decode the posterior probabilities themselves, without noise")] = "sample",
-                      preprocess: PreprocessParam = "mnist") -> Response:
+async def reconstruct(files: Files, runner: RunnerDep, settings: SettingsDep,
+                      query: Annotated[ReconstructQuery, Query()]) -> Response:
     """A row of the preprocessed inputs above a row of their reconstructions (`nrow` wraps long rows in pairs)."""
-    engine = runner.engine
-    images = await decode_uploads(files, settings, preprocess, engine.image_size)
-    recons = await runner.run(engine.reconstruct, images, temperature=temperature, hard=hard, mode=mode, seed=seed)
-    nrow = min(grid.nrow or len(images), len(images))
-    return await png_response(paired_rows(images, recons, nrow), nrow=nrow, padding=grid.padding, scale=grid.scale,
-                              settings=settings, seed=seed)
+    q, seed = query.check(settings), query.resolved_seed()
+    images = await decode_uploads(files, settings, q.preprocess, runner.engine.image_size)
+    nrow = min(q.nrow or len(images), len(images))
+    png = GridPng(nrow, q.padding, q.scale, settings.png_compress_level)
+
+    def arrange(recons: torch.Tensor) -> torch.Tensor:  # uint8 reconstructions below the uint8 inputs
+        return paired_rows(to_uint8(images), recons, nrow)
+
+    result = await runner.reconstruct(images, temperature=q.temperature, hard=q.hard, mode=q.mode, seed=seed,
+                                      pixels=True, finish=png.finisher(2 * len(images), arrange))
+    return await png_response(result, png, seed=seed, arrange=arrange)
 
 
 @router.post("/encode", responses=UPLOAD_ERRORS, summary="Posterior probabilities and codes of uploaded images")
 async def encode(files: Files, runner: RunnerDep, settings: SettingsDep, seed: SeedDep, response: Response,
-                 samples: Annotated[int, Query(ge=0, le=1024, description="number S of Gumbel-Softmax samples "
-                                                                          "to draw per image, as codes")] = 0,
+                 samples: Annotated[int, Query(ge=0, le=MAX_ENCODE_SAMPLES,
+                                               description="S Gumbel-Softmax samples per image, as codes")] = 0,
                  temperature: Temperature = 1.0, preprocess: PreprocessParam = "mnist") -> EncodeResponse:
     """Per image: q(z|x) as N x K probabilities, its argmax code, and S sampled codes when `samples=S`."""
     if samples > settings.max_encode_samples:
@@ -58,7 +68,7 @@ async def encode(files: Files, runner: RunnerDep, settings: SettingsDep, seed: S
                            f"(GVAE_MAX_ENCODE_SAMPLES)")
     engine = runner.engine
     images = await decode_uploads(files, settings, preprocess, engine.image_size)
-    encoding = await runner.run(engine.encode, images, samples=samples, temperature=temperature, seed=seed)
+    encoding = await runner.encode(images, samples=samples, temperature=temperature, seed=seed)
     drawn = encoding.samples.tolist() if encoding.samples is not None else [None] * len(files)
     response.headers[SEED_HEADER] = str(seed)
     return EncodeResponse(

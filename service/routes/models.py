@@ -34,7 +34,7 @@ def current_model(runner: RunnerDep) -> CurrentModel:
 
 
 @router.get("/{version}/card", summary="A version's model card: metrics, curves, grids, config, sha256",
-            response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}, **error_responses(404, 503)})
+            responses={200: {"content": {"text/html": {}}}, **error_responses(404, 422, 503)})  # errors: JSON
 async def model_card(store: StoreDep, request: Request,
                      version: str = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                                          description="version number, alias, or `current` (the served one)"),

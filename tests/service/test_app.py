@@ -169,8 +169,14 @@ def test_settings_come_from_gvae_environment_variables(monkeypatch: pytest.Monke
 def test_command_line_overrides_settings_and_runs_uvicorn(monkeypatch: pytest.MonkeyPatch, store_root: Path) -> None:
     calls = {}
     monkeypatch.setenv("GVAE_PORT", "9999")
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: calls.update(app=app, **kwargs))
+
+    def run(server: cli.GracefulServer) -> None:  # instead of serving: record what uvicorn was given
+        config = server.config
+        calls.update(app=config.app, host=config.host, port=config.port, grace=config.timeout_graceful_shutdown)
+        server.started = True
+
+    monkeypatch.setattr(cli.GracefulServer, "run", run)
     cli.main(["--host", "0.0.0.0", "--port", "8123", "--store-root", str(store_root), "--device", "cpu"])
-    assert (calls["host"], calls["port"]) == ("0.0.0.0", 8123)
+    assert (calls["host"], calls["port"], calls["grace"]) == ("0.0.0.0", 8123, 5.0)
     settings = calls["app"].state.settings
     assert settings.store_root == store_root and settings.device == "cpu"

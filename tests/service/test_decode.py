@@ -68,7 +68,7 @@ def test_decode_of_codes_from_encode_round_trips_the_grid_size(client: TestClien
     ({"codes": [[0] * N] * 257}, "at most 256"),
     ({"logits": [[[0.0] * K] * (N - 1)]}, "N=30"),
     ({"logits": [[[0.0] * (K + 1)] * N]}, "K=10"),
-    ({"logits": [[[1e300] * K] * N]}, "finite"),
+    ({"logits": [[[1e300] * K] * N]}, "less than or equal to 1"),  # |logit| <= 1e30 (schemas.MAX_LOGIT)
     ({}, "exactly one of"),
     ({"codes": [[0] * N], "logits": [[[0.0] * K] * N]}, "exactly one of"),
     ({"code": [[0] * N]}, "code"),

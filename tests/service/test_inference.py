@@ -27,9 +27,10 @@ def engine(store_root: Path) -> InferenceEngine:
 
 
 def capture_latents(engine: InferenceEngine, monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """The latents each decoder call sees, without the all-zero rows that pad a tile."""
     seen: list[torch.Tensor] = []
     decode = engine.model.decode
-    monkeypatch.setattr(engine.model, "decode", lambda z: seen.append(z) or decode(z))
+    monkeypatch.setattr(engine.model, "decode", lambda z: seen.append(z[z.flatten(1).any(dim=1)]) or decode(z))
     return seen
 
 
