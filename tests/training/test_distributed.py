@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,16 +34,6 @@ RUN_ARGS = ["--data-dir", str(FIXTURE_MNIST), "--no-download", "--epochs", "3", 
 # Final test -ELBO over seeds 1..5 of the single-process run spans 200.5-205.2 nats (sd ~1.8); a 2-rank run draws
 # other shuffles and noise, so the two differ by one draw of that noise: 10 nats is ~4 sd of a difference.
 NOISE_TOLERANCE_NATS = 10.0
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and a busy 2-core machine makes spinning threads crawl
-    (torchrun workers run with OMP_NUM_THREADS=1 too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_ranks_shard_equally_and_derive_distinct_seeds() -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from model_store import ModelStore
 from tests.conftest import FIXTURE_MNIST
@@ -20,16 +18,6 @@ TINY_ARGS = ["--data-dir", str(FIXTURE_MNIST), "--no-download", "--epochs", "2",
              "--hidden-dims", "64", "32", "--quiet", "--no-save-optimizer", "--device", "cpu"]
 RECORD = {"record/metrics.json", "record/config.json", "record/loss_curve.png",
           "record/grids/epoch_002_samples.png", "record/grids/epoch_002_reconstruction.png"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and a busy 2-core machine makes spinning threads crawl
-    (torchrun workers run with OMP_NUM_THREADS=1 too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_tensorboard_events_hold_step_and_epoch_scalars_grids_and_hparams(tmp_path: Path) -> None:
