@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model_store.model import GumbelVAE, VAEConfig
+from model_store.model import VAEConfig
 from model_store.registry import ModelStore
 from service.settings import Settings
+from tests.conftest import save_seeded_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,13 +25,9 @@ needs_bundled_model = pytest.mark.skipif(
 
 
 def register_seeded_model(root: Path, seed: int = 0, name: str = "gvae") -> int:
-    """Registers an untrained GumbelVAE initialised with `seed`; returns its version number."""
-    torch.manual_seed(seed)
-    with ModelStore(root).register(name) as draft:
-        draft.save_weights(GumbelVAE(VAEConfig()))
-        draft.metadata.update(metrics={"test_neg_elbo": 543.2, "test_iw_nll": 540.1})
-    assert draft.version is not None
-    return draft.version
+    """Registers an untrained default-size GumbelVAE initialised with `seed`; returns its version number."""
+    return save_seeded_model(ModelStore(root), VAEConfig(), seed=seed, name=name,
+                             metrics={"test_neg_elbo": 543.2, "test_iw_nll": 540.1})
 
 
 def make_settings(store_root: Path | None, **overrides: object) -> Settings:
