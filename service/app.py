@@ -19,6 +19,7 @@ from model_store.errors import StoreError
 from model_store.registry import ModelStore
 
 from . import __version__
+from .direct_route import add_direct_routes
 from .errors import install_error_handlers
 from .inference import CPU_TILE_ROWS, InferenceEngine, describe_device, resolve_device
 from .limits import BodySizeLimit, RequestTimeout
@@ -99,7 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ResponseHeaders)  # outside the size limit, so even 413s carry X-Model-Version
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)  # added last: outermost, so it times everything
     app.add_route("/metrics", app.state.metrics.endpoint, include_in_schema=False)
-    for module in (sampling, images, health, models, record, web):  # hot routes first: matched in order
+    add_direct_routes(app, sampling.router)  # the hottest routes first (matched in order), on the lean path
+    for module in (images, health, models, record, web):
         app.include_router(module.router)
     app.mount(web.STATIC_PATH, web.static_files(), name="static")  # the page's script and style
     install_model_schema(app)  # /openapi.json states the served model's N and K

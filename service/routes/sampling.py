@@ -8,11 +8,12 @@ import torch
 from fastapi import APIRouter, Query, Response
 
 from ..deps import PngQuery, RunnerDep, SampleQuery, SettingsDep, check_count
+from ..direct_route import DirectRoute
 from ..exceptions import InvalidInput
 from ..schemas import PNG_RESPONSE, DecodeRequest, error_responses
 from .common import GridPng, png_response
 
-router = APIRouter(prefix="/v1", tags=["sampling"])
+router = APIRouter(prefix="/v1", tags=["sampling"], route_class=DirectRoute)  # the hot routes: see direct_route.py
 DEFAULT_NROW = 8
 
 
