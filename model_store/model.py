@@ -82,10 +82,29 @@ def gumbel_softmax(logits: torch.Tensor, temperature: float, *, hard: bool = Fal
         logits32 = logits.float()
         noise = sample_gumbel(logits32.shape, device=logits32.device, generator=generator)
         soft = F.softmax((logits32 + noise) / temperature, dim=-1)
-        if not hard:
-            return soft
-        one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-        return (one_hot - soft).detach() + soft
+        return _straight_through(soft) if hard else soft
+
+
+def prior_gumbel_softmax(shape: tuple[int, ...], temperature: float, *, hard: bool = False,
+                         device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    """`gumbel_softmax` of all-zero logits (the uniform categorical prior), bit for bit, in half the time.
+
+    softmax((0 + g) / tau) = softmax(g / tau): no zeros to allocate and add, and the noise is made in place.
+    The model server draws one of these per request (`GumbelVAE.sample_prior`), where the ~10 small tensor
+    operations of the general path cost more than the request's share of the decoder.
+    """
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    u = torch.rand(shape, device=device, dtype=torch.float32, generator=generator)
+    noise = u.clamp_(min=_U_MIN, max=1.0 - _U_EPS).log_().neg_().log_().neg_()  # -log(-log(u)), as sample_gumbel
+    soft = noise.div_(temperature).softmax(dim=-1)
+    return _straight_through(soft) if hard else soft
+
+
+def _straight_through(soft: torch.Tensor) -> torch.Tensor:
+    """Forward: the one-hot argmax of `soft`; backward: the gradient of `soft` (Jang et al. 2017, section 2.2)."""
+    one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+    return (one_hot - soft).detach() + soft
 
 
 def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
@@ -150,9 +169,9 @@ class GumbelVAE(nn.Module):
     def sample_prior(self, n: int, temperature: float = 1.0, hard: bool = False,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Latents from the uniform categorical prior, relaxed at `temperature` (or one-hot): (n, N, K)."""
-        device = next(self.parameters()).device
-        uniform_logits = torch.zeros(n, self.config.latent_dim, self.config.categorical_dim, device=device)
-        return gumbel_softmax(uniform_logits, temperature, hard=hard, generator=generator)
+        shape = (n, self.config.latent_dim, self.config.categorical_dim)
+        return prior_gumbel_softmax(shape, temperature, hard=hard, device=self.encoder[0].weight.device,
+                                    generator=generator)
 
     def sample(self, n: int, temperature: float = 1.0, hard: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_store.model import GumbelVAE, VAEConfig, gumbel_softmax, kl_to_uniform, sample_gumbel
+from model_store.model import (
+    GumbelVAE,
+    VAEConfig,
+    gumbel_softmax,
+    kl_to_uniform,
+    prior_gumbel_softmax,
+    sample_gumbel,
+)
 
 TEMPERATURES = [0.05, 0.1, 0.5, 1.0, 2.0, 10.0]
 
@@ -106,6 +113,25 @@ def test_no_nan_under_bf16_autocast(model: GumbelVAE, temperature: float) -> Non
 def test_invalid_temperature_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="temperature"):
         gumbel_softmax(torch.zeros(1, 2, 3), bad)
+    with pytest.raises(ValueError, match="temperature"):
+        prior_gumbel_softmax((1, 2, 3), bad)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("temperature", [0.05, 0.3, 1.0, 7.5])
+@pytest.mark.parametrize("n", [1, 5, 64])
+def test_prior_shortcut_is_gumbel_softmax_of_zero_logits_bit_for_bit(n: int, temperature: float, hard: bool) -> None:
+    """The server's per-request prior draw takes the shortcut; a seed must give the same latents either way."""
+    fast = prior_gumbel_softmax((n, 30, 10), temperature, hard=hard, generator=torch.Generator().manual_seed(n))
+    general = gumbel_softmax(torch.zeros(n, 30, 10), temperature, hard=hard,
+                             generator=torch.Generator().manual_seed(n))
+    assert fast.dtype == torch.float32
+    assert torch.equal(fast, general)
+
+
+def test_sample_prior_draws_what_gumbel_softmax_of_zero_logits_draws(model: GumbelVAE) -> None:
+    z = model.sample_prior(3, 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(z, gumbel_softmax(torch.zeros(3, 30, 10), 0.5, generator=torch.Generator().manual_seed(1)))
 
 
 def test_kl_to_uniform_is_zero_for_uniform_posterior_and_log_k_for_one_hot() -> None:
