@@ -105,7 +105,8 @@ async def worker(client: httpx.AsyncClient, mix: list[Route], offset: int, stop_
 
 async def drive(port: int, concurrency: int, seconds: float, max_requests: int) -> Tally:
     tally, mix, budget = Tally(), routes(), [max_requests]
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # the client gives up idle connections (5 s) well before the server closes them (GVAE_KEEP_ALIVE_SECONDS, 75 s)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
         stop_at = time.monotonic() + seconds
         await asyncio.gather(*(worker(client, mix, k, stop_at, budget, tally) for k in range(concurrency)))

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warn_if_exposed(settings.host, key_set=bool(settings.api_key and settings.api_key.get_secret_value()))
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level, timeout_graceful_shutdown=settings.graceful_shutdown_seconds)
+                            log_level=settings.log_level, timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+                            timeout_keep_alive=settings.keep_alive_seconds)
     server = GracefulServer(config)
     server.run()
     if not server.started:

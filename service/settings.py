@@ -18,6 +18,7 @@ MAX_N = 256  # images per /v1/sample or /v1/decode request
 MAX_SCALE = 8  # integer up-scaling of a PNG grid
 MAX_PADDING = 16  # pixels between grid cells
 MAX_ENCODE_SAMPLES = 64  # Gumbel-Softmax samples per image on /v1/encode
+MAX_FILES = 1000  # uploads per /v1/reconstruct or /v1/encode request (also the multipart parser's own cap)
 
 
 class Settings(BaseSettings):
@@ -32,7 +33,7 @@ class Settings(BaseSettings):
     model_version: str = "latest"  # ... and which version: a number or an alias
     device: str = "auto"  # auto (CUDA when available, else CPU), cpu, cuda, cuda:1, mps
     warmup: bool = True  # run one forward pass of every kind before reporting ready
-    max_files: int = Field(32, ge=1, le=1024)  # uploads per /v1/reconstruct or /v1/encode request
+    max_files: int = Field(32, ge=1, le=MAX_FILES)  # uploads per /v1/reconstruct or /v1/encode request
     max_upload_bytes: int = Field(10 * 2**20, ge=1024)  # per uploaded file
     max_json_bytes: int = Field(8 * 2**20, ge=1024)  # a /v1/decode body (256 x 30 x 10 logits is ~1.5 MiB)
     max_image_pixels: int = Field(40_000_000, ge=784)  # width x height of one upload (decompression bombs)
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # when set, /v1/* and /metrics need it (Bearer or X-API-Key); probes stay open
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600)  # a model call not done by then answers 503
     graceful_shutdown_seconds: float = Field(5.0, ge=0, le=3600)  # SIGTERM: in-flight requests get this long
+    # An idle keep-alive connection is closed after this long. Longer than the idle timeout of the clients and
+    # proxies in front (httpx 5 s, nginx/ingress upstreams 60 s, AWS ALB 60 s): the side that closes first must
+    # be the client, or a request sent just as the server closes meets a reset connection. uvicorn's own
+    # default (5 s) races httpx's 5 s; 75 s is nginx's default.
+    keep_alive_seconds: float = Field(75.0, gt=0, le=3600)
 
     @property
     def max_request_bytes(self) -> int:

@@ -145,6 +145,25 @@ def test_server_limits_below_the_schema_ceilings(store_root: Path) -> None:
         assert client.get("/v1/sample?n=10&scale=2").status_code == 200
 
 
+def test_the_openapi_schema_states_this_servers_limits(store_root: Path) -> None:
+    """Lowered GVAE_MAX_* limits are what the schema promises, so clients and fuzzers stay within them."""
+    settings = make_settings(store_root, max_n=10, max_scale=2, max_files=3, max_encode_samples=5)
+    with TestClient(create_app(settings)) as client:
+        spec = client.get("/openapi.json").json()
+    def maximum(path: str, method: str, name: str) -> int:
+        return next(p for p in spec["paths"][path][method]["parameters"] if p["name"] == name)["schema"]["maximum"]
+    assert maximum("/v1/sample", "get", "n") == 10
+    assert {maximum(path, method, "scale") for path, method in PNG_ROUTES} == {2}
+    assert maximum("/v1/encode", "post", "samples") == 5
+    schemas = spec["components"]["schemas"]
+    for path in ("/v1/reconstruct", "/v1/encode"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        assert schemas[body.rsplit("/", 1)[-1]]["properties"]["files"]["maxItems"] == 3
+    for name in ("codes", "logits"):
+        assert next(s for s in schemas["DecodeRequest"]["properties"][name]["anyOf"] if s.get("type") == "array")[
+            "maxItems"] == 10
+
+
 # ------------------------------------------------------------------------------------------ settings and docs
 def test_openapi_declares_png_responses_and_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
@@ -172,11 +191,12 @@ def test_command_line_overrides_settings_and_runs_uvicorn(monkeypatch: pytest.Mo
 
     def run(server: cli.GracefulServer) -> None:  # instead of serving: record what uvicorn was given
         config = server.config
-        calls.update(app=config.app, host=config.host, port=config.port, grace=config.timeout_graceful_shutdown)
+        calls.update(app=config.app, host=config.host, port=config.port, grace=config.timeout_graceful_shutdown,
+                     keep_alive=config.timeout_keep_alive)
         server.started = True
 
     monkeypatch.setattr(cli.GracefulServer, "run", run)
     cli.main(["--host", "0.0.0.0", "--port", "8123", "--store-root", str(store_root), "--device", "cpu"])
-    assert (calls["host"], calls["port"], calls["grace"]) == ("0.0.0.0", 8123, 5.0)
+    assert (calls["host"], calls["port"], calls["grace"], calls["keep_alive"]) == ("0.0.0.0", 8123, 5.0, 75.0)
     settings = calls["app"].state.settings
     assert settings.store_root == store_root and settings.device == "cpu"

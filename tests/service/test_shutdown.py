@@ -1,16 +1,15 @@
-"""SIGTERM with requests in flight: the real server (`python -m service`, a subprocess on a loopback port)
-finishes them within GVAE_GRACEFUL_SHUTDOWN_SECONDS and exits 0; one that outlives the grace is cut off and the
-process still exits, on time."""
+"""The real server process (`python -m service`, a subprocess on a loopback port): on SIGTERM it finishes the
+requests in flight within GVAE_GRACEFUL_SHUTDOWN_SECONDS and exits 0 (one that outlives the grace is cut off and
+the process still exits, on time); idle keep-alive connections live GVAE_KEEP_ALIVE_SECONDS, longer than the
+idle timeouts of common clients and proxies, so it is never the server that closes a connection a client reuses."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,44 +17,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import get, start_server_process
+
 CODES = json.dumps({"codes": [[3] * 30] * 4}).encode()
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store_root: Path, grace_s: float) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GVAE_")}
-    env.update(GVAE_STORE_ROOT=str(store_root), GVAE_PORT=str(port), GVAE_DEVICE="cpu", GVAE_LOG_LEVEL="warning",
-               GVAE_GRACEFUL_SHUTDOWN_SECONDS=str(grace_s), GVAE_TORCH_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited with {process.returncode} before it was ready"
-        try:
-            if get(port, "/readyz")[0] == 200:
-                return process, port
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server was not ready within 120 s")
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def half_sent_decode(port: int) -> socket.socket:
@@ -78,8 +44,8 @@ def finish_and_read_status(sock: socket.socket) -> int:
 def server_factory(store_root: Path) -> Iterator:
     started: list[subprocess.Popen] = []
 
-    def start(grace_s: float) -> tuple[subprocess.Popen, int]:
-        process, port = start_server(store_root, grace_s)
+    def start(**env: str) -> tuple[subprocess.Popen, int]:
+        process, port = start_server_process(store_root, **env)
         started.append(process)
         return process, port
 
@@ -91,7 +57,7 @@ def server_factory(store_root: Path) -> Iterator:
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_exits_0(server_factory) -> None:
-    process, port = server_factory(grace_s=10)
+    process, port = server_factory(GVAE_GRACEFUL_SHUTDOWN_SECONDS="10")
     half_sent = half_sent_decode(port)
     with ThreadPoolExecutor(4) as pool:
         samples = [pool.submit(get, port, f"/v1/sample?n=256&scale=8&seed={i}") for i in range(4)]
@@ -107,10 +73,36 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(server_factory) -> N
 
 
 def test_a_request_outliving_the_grace_is_cut_off_and_the_server_still_exits_0(server_factory) -> None:
-    process, port = server_factory(grace_s=1)
+    process, port = server_factory(GVAE_GRACEFUL_SHUTDOWN_SECONDS="1")
     stuck = half_sent_decode(port)  # never finished
     sent_at = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
     assert time.monotonic() - sent_at < 6  # the grace (1 s) plus the shutdown of the model thread
     stuck.close()
+
+
+def request_on(sock: socket.socket, path: str) -> int:
+    """Sends GET `path` on an open keep-alive connection and reads the whole answer; its status."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    response.read()
+    return response.status
+
+
+def test_an_idle_keep_alive_connection_outlives_the_idle_timeouts_of_clients_and_proxies(server_factory) -> None:
+    """uvicorn's default (5 s) closes it first: the next request a client sends on it meets a reset connection."""
+    _, port = server_factory()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        assert request_on(sock, "/healthz") == 200
+        time.sleep(6)  # longer than uvicorn's default keep-alive and httpx's keepalive_expiry (both 5 s)
+        assert request_on(sock, "/v1/sample?n=1&seed=0") == 200
+
+
+def test_connections_idle_longer_than_GVAE_KEEP_ALIVE_SECONDS_are_closed(server_factory) -> None:
+    _, port = server_factory(GVAE_KEEP_ALIVE_SECONDS="1")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        assert request_on(sock, "/healthz") == 200
+        time.sleep(2.5)
+        assert sock.recv(1) == b"", "the server closed the idle connection"
