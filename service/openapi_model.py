@@ -1,10 +1,11 @@
-"""The OpenAPI schema, made true for the model being served: `/v1/decode` states N, K and the code range of the
-loaded version (the static schema cannot: they come with the model).
+"""The OpenAPI schema, made true for this server and the model it serves: the limits its settings chose (n, scale,
+encode samples, files per upload: GVAE_MAX_* may lower the static ceilings), and on `/v1/decode` N, K and the
+code range of the loaded version (the static schema cannot state either: they come with the deployment).
 
     install_model_schema(app)     # in create_app; GET /openapi.json then answers the patched schema
 
-Before the model is loaded the plain schema is served (and not cached), so nothing false is ever stated.
-Clients and fuzzers (tests/service/test_schemathesis.py) then generate requests the server accepts.
+Before the model is loaded the schema states the limits only (and is not cached), so nothing false is ever
+stated. Clients and fuzzers (tests/service/test_schemathesis.py) then generate requests the server accepts.
 """
 
 from __future__ import annotations
@@ -14,22 +15,52 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .settings import Settings
+
 
 def install_model_schema(app: FastAPI) -> None:
     plain = app.openapi
     cache: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
-        schema = plain()
+        if "limited" not in cache:
+            cache["limited"] = with_server_limits(plain(), app.state.settings)
         runner = getattr(app.state, "runner", None)
         if runner is None:
-            return schema
+            return cache["limited"]
         engine = runner.engine
         if cache.get("tag") != engine.tag:
-            cache.update(tag=engine.tag, schema=with_model_shapes(schema, engine.latent_dim, engine.categorical_dim))
+            cache.update(tag=engine.tag, schema=with_model_shapes(cache["limited"], engine.latent_dim,
+                                                                  engine.categorical_dim))
         return cache["schema"]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+QUERY_LIMITS = {"n": "max_n", "scale": "max_scale", "samples": "max_encode_samples"}  # parameter -> setting
+
+
+def with_server_limits(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A copy of `schema` whose maxima are this server's: n, scale and samples, the number of codes or logits on
+    /v1/decode, and the number of files of a multipart upload."""
+    schema = copy.deepcopy(schema)
+    components = schema.get("components", {}).get("schemas", {})
+    for operation in (op for ops in schema.get("paths", {}).values() for op in ops.values()):
+        for parameter in operation.get("parameters", []):
+            setting = QUERY_LIMITS.get(parameter["name"])
+            if setting and parameter.get("in") == "query" and "maximum" in parameter["schema"]:
+                parameter["schema"]["maximum"] = min(parameter["schema"]["maximum"], getattr(settings, setting))
+        form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+        if form:
+            files = components[form["schema"]["$ref"].rsplit("/", 1)[-1]]["properties"]["files"]
+            files["maxItems"] = min(files.get("maxItems", settings.max_files), settings.max_files)
+    decode = components.get("DecodeRequest")
+    if decode is not None:
+        for name in ("codes", "logits"):
+            prop = decode["properties"][name]
+            batch = next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "array")
+            batch["maxItems"] = min(batch.get("maxItems", settings.max_n), settings.max_n)
+    return schema
 
 
 def with_model_shapes(schema: dict[str, Any], latent_dim: int, categorical_dim: int) -> dict[str, Any]:

@@ -18,14 +18,15 @@ from ..exceptions import InvalidInput, PayloadTooLarge
 from ..imaging import Preprocess, preprocess_uploads
 from ..png import paired_rows, to_uint8
 from ..schemas import PNG_RESPONSE, EncodedImage, EncodeResponse, error_responses
-from ..settings import MAX_ENCODE_SAMPLES, Settings
+from ..settings import MAX_ENCODE_SAMPLES, MAX_FILES, Settings
 from .common import SEED_HEADER, GridPng, png_response
 
 router = APIRouter(prefix="/v1", tags=["images"])
 UPLOAD_ERRORS = error_responses(400, 413, 415, 422, 503)  # 400: a body that cannot be parsed
 
-Files = Annotated[list[UploadFile], File(min_length=1, description="PNG or JPEG images of any size and mode; "
-                                                              "repeat the field")]
+Files = Annotated[list[UploadFile], File(min_length=1, max_length=MAX_FILES,
+                                         description="PNG or JPEG images of any size and mode; repeat the field "
+                                                     "(GVAE_MAX_FILES may lower the limit)")]
 PREPROCESS_HELP = ("mnist: crop to the ink, fit into 20x20, centre by centre of mass in 28x28 (default); "
                    "resize: scale the whole image to 28x28; none: take a 28x28 image as it is. Light-background "
                    "images are inverted (not with none); 28x28 dark-background images pass through unchanged")
