@@ -15,13 +15,14 @@ import torch
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from model_store.devices import describe_device
 from model_store.errors import StoreError
 from model_store.registry import ModelStore
 
 from . import __version__
 from .direct_route import add_direct_routes
 from .errors import install_error_handlers
-from .inference import CPU_TILE_ROWS, InferenceEngine, describe_device, resolve_device
+from .inference import CPU_TILE_ROWS, InferenceEngine, resolve_device
 from .limits import BodySizeLimit, RequestTimeout
 from .metrics import HttpMetrics, Metrics
 from .middleware import ResponseHeaders

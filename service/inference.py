@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from model_store import devices
 from model_store.model import GumbelVAE, ReconstructMode, gumbel_softmax
 from model_store.registry import ModelStore
 
@@ -30,28 +31,8 @@ CPU_TILE_ROWS = 16  # rows per network call on a CPU: 16 rows cost ~4x one row, 
 
 
 def resolve_device(spec: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; anything else must name a device this machine has."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise ValueError(f"GVAE_DEVICE={spec!r} is not a device: use auto, cpu, cuda, cuda:<index> or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"GVAE_DEVICE={spec!r} but CUDA is not available here: use GVAE_DEVICE=auto or cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"GVAE_DEVICE={spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"GVAE_DEVICE={spec!r} but MPS is not available here: use GVAE_DEVICE=auto or cpu")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu" and not torch.cuda.is_available():
-        return "cpu (CUDA not available)"
-    return str(device)
+    """GVAE_DEVICE -> a device of this machine (`auto`: CUDA when available, else the CPU); ValueError otherwise."""
+    return devices.resolve_device(spec, option="GVAE_DEVICE")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from model_store import devices
+
 log = logging.getLogger(__name__)
 
 RANK_SEED_STRIDE = 1000  # rank r seeds its shuffling/binarization/noise with seed + 1000 * r (rank 0 = single run)
@@ -99,9 +101,7 @@ class Ranks:
 def resolve_device(name: str, ranks: Ranks | None = None) -> torch.device:
     """auto (CUDA when available), cpu, cuda or cuda:N; under torchrun CUDA means cuda:LOCAL_RANK."""
     ranks = ranks or Ranks()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but CUDA is not available; use --device auto or cpu")
+    device = devices.resolve_device(name, option="--device")
     if device.type == "cuda" and ranks.is_distributed:
         if device.index is not None:
             raise ValueError(f"--device {name} names one GPU, but under torchrun each rank uses cuda:LOCAL_RANK; "
