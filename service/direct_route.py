@@ -14,11 +14,14 @@ endpoint function, the error answers) and only shortens the way there for reques
 A request whose query or body does not validate (or has another content type, or no body) is answered by
 FastAPI's generic handler instead, with the body replayed, so every 4xx is exactly the one FastAPI would give.
 Errors the dependencies or the endpoint raise propagate to the app's exception handlers, as they do from
-FastAPI's handler. An endpoint with any other kind of parameter, route-level dependencies, or a return
-annotation that is not a Response is refused when the route is created.
+FastAPI's handler; a body that cannot be read (the client went away) is a 400, as FastAPI makes it. The app's
+`dependency_overrides` apply on both paths. Refused when the route is created, because the lean path would
+answer them differently: parameters of any other kind (or declared the old way, `x: T = Query()`), query models
+with aliases or `extra="forbid"`, route-level dependencies, `max_body_size`, and a return annotation that is not
+a Response.
 
-Routes of this class must sit in the app's own router (`add_direct_routes`): FastAPI wraps the routes of an
-*included* router in its generic handler again.
+Routes of this class go into an app with `add_direct_routes`, which gives each app its own copies (bound to its
+`dependency_overrides`): FastAPI wraps the routes of an *included* router in its generic handler again.
 
     router = APIRouter(prefix="/v1", route_class=DirectRoute)
     ...
@@ -27,6 +30,8 @@ Routes of this class must sit in the app's own router (`add_direct_routes`): Fas
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import json
 import typing
@@ -35,9 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, params
-from fastapi.routing import APIRoute, APIRouter
+from fastapi.routing import APIRoute, APIRouter, request_response
 from pydantic import BaseModel
 from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -54,16 +60,31 @@ class DirectRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
         if self.dependencies:
             raise TypeError(f"{path}: a DirectRoute takes no route-level dependencies")
+        if self.max_body_size is not None:
+            raise TypeError(f"{path}: a DirectRoute takes no max_body_size (the app's body cap applies)")
         self.inputs = endpoint_inputs(endpoint)
         self.reads_body = any(i.kind == "body" for i in self.inputs)
         self.generic_app = self.app  # FastAPI's own handler: every request that does not validate goes there
         self.app = self.answer
 
+    def bound_to(self, app: FastAPI) -> DirectRoute:
+        """A copy of this route for `app`: its generic handler and its lean path both see app.dependency_overrides."""
+        route = copy.copy(self)
+        route.dependency_overrides_provider = app
+        route.generic_app = request_response(route.get_route_handler())
+        route.app = route.answer
+        return route
+
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         body = b""
         if self.reads_body:
-            body = await request.body()  # through the app's body-size cap, like FastAPI's own read
+            try:
+                body = await request.body()  # through the app's body-size cap, like FastAPI's own read
+            except HTTPException:  # e.g. 413 from the cap
+                raise
+            except Exception as exc:  # the client went away mid-body (ClientDisconnect) ...: as FastAPI answers it
+                raise HTTPException(400, "There was an error parsing the body") from exc
             receive = replaying(body, receive)
         kwargs = await self.arguments(request, body)
         if kwargs is None:
@@ -75,9 +96,13 @@ class DirectRoute(APIRoute):
     async def arguments(self, request: Request, body: bytes) -> dict[str, Any] | None:
         """The endpoint's arguments, or None when FastAPI's handler should answer (something does not validate)."""
         kwargs: dict[str, Any] = {}
+        overrides = getattr(self.dependency_overrides_provider, "dependency_overrides", None)
         for item in self.inputs:
             if item.kind == "depends":
-                kwargs[item.name] = await item.source(request)
+                dependency = overrides.get(item.source, item.source) if overrides else item.source
+                if dependency is not item.source and not _takes_request_only(dependency):
+                    return None  # an override of another shape: FastAPI's handler knows how to call it
+                kwargs[item.name] = await dependency(request)
             elif item.kind == "query":
                 query = QueryParams(request.scope["query_string"])
                 values = {name: query[name] for name in item.source.model_fields if name in query}
@@ -104,13 +129,16 @@ def endpoint_inputs(endpoint: Callable[..., Any]) -> tuple[_Input, ...]:
     if not inspect.iscoroutinefunction(endpoint):
         raise TypeError(f"{endpoint.__qualname__} must be an async def")
     inputs = []
-    for name in inspect.signature(endpoint).parameters:
+    for name, parameter in inspect.signature(endpoint).parameters.items():
+        if isinstance(parameter.default, params.Param | params.Body | params.Depends):
+            raise TypeError(f"{endpoint.__qualname__}: declare {name!r} with Annotated[...], not as a default")
         hint = hints.get(name)
         base, *extras = typing.get_args(hint) if typing.get_origin(hint) is typing.Annotated else (hint,)
         marker = extras[0] if len(extras) == 1 else None
         if isinstance(marker, params.Depends) and _takes_request_only(marker.dependency):
             inputs.append(_Input(name, "depends", marker.dependency))
         elif isinstance(marker, params.Query) and _is_model(base):
+            _check_query_model(base, endpoint)
             inputs.append(_Input(name, "query", base))
         elif not extras and _is_model(base):
             inputs.append(_Input(name, "body", base))
@@ -122,10 +150,20 @@ def endpoint_inputs(endpoint: Callable[..., Any]) -> tuple[_Input, ...]:
     return tuple(inputs)
 
 
+def _check_query_model(model: type[BaseModel], endpoint: Callable[..., Any]) -> None:
+    """The lean path reads a query model's fields by name and drops unknown parameters: no aliases, no 'forbid'."""
+    if model.model_config.get("extra") == "forbid":
+        raise TypeError(f"{endpoint.__qualname__}: query model {model.__name__} forbids extra parameters")
+    for field_name, info in model.model_fields.items():
+        if info.alias or info.validation_alias:
+            raise TypeError(f"{endpoint.__qualname__}: query model field {model.__name__}.{field_name} has an alias")
+
+
 def _is_model(hint: Any) -> bool:
     return inspect.isclass(hint) and issubclass(hint, BaseModel)
 
 
+@functools.cache
 def _takes_request_only(fn: Callable[..., Awaitable[Any]] | None) -> bool:
     if fn is None or not inspect.iscoroutinefunction(fn):
         return False
@@ -136,6 +174,8 @@ def _takes_request_only(fn: Callable[..., Awaitable[Any]] | None) -> bool:
 def is_json(content_type: str) -> bool:
     """application/json or application/<x>+json, parameters ignored: the types FastAPI parses as JSON."""
     media = content_type.partition(";")[0].strip().lower()
+    if media.count("/") != 1:  # as email.message reads it (FastAPI's parser): anything else is text/plain
+        return False
     kind, _, subtype = media.partition("/")
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
@@ -155,8 +195,9 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 
 def add_direct_routes(app: FastAPI, router: APIRouter) -> None:
-    """Puts the router's DirectRoutes into the app's own router, in order (include_router would re-wrap them)."""
+    """Puts copies of the router's DirectRoutes, bound to `app`, into the app's own router, in order
+    (include_router would wrap them in FastAPI's generic handler again)."""
     for route in router.routes:
         if not isinstance(route, DirectRoute):
             raise TypeError(f"{getattr(route, 'path', route)} is not a DirectRoute: use app.include_router")
-        app.router.routes.append(route)
+        app.router.routes.append(route.bound_to(app))
