@@ -57,8 +57,7 @@ def with_server_limits(schema: dict[str, Any], settings: Settings) -> dict[str, 
     decode = components.get("DecodeRequest")
     if decode is not None:
         for name in ("codes", "logits"):
-            prop = decode["properties"][name]
-            batch = next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "array")
+            batch = _array_schema(decode["properties"][name])
             batch["maxItems"] = min(batch.get("maxItems", settings.max_n), settings.max_n)
     return schema
 
@@ -71,7 +70,7 @@ def with_model_shapes(schema: dict[str, Any], latent_dim: int, categorical_dim: 
     if decode is not None:
         props = decode["properties"]
         for name in ("codes", "logits"):
-            batch = next(s for s in props[name].get("anyOf", [props[name]]) if s.get("type") == "array")
+            batch = _array_schema(props[name])
             row = batch["items"]["items"]  # one code (an integer), or one row of K logits
             if name == "codes":
                 row.update(minimum=0, maximum=categorical_dim - 1)
@@ -84,6 +83,11 @@ def with_model_shapes(schema: dict[str, Any], latent_dim: int, categorical_dim: 
                            for name in ("codes", "logits")]
         decode["description"] += f" This model: N={latent_dim} variables of K={categorical_dim} categories."
     return schema
+
+
+def _array_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """The array branch of an optional array property (`anyOf: [array, null]`), or the property itself."""
+    return next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "array")
 
 
 def _exactly(count: int, items: dict[str, Any]) -> dict[str, Any]:
