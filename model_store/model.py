@@ -85,11 +85,11 @@ def gumbel_softmax(logits: torch.Tensor, temperature: float, *, hard: bool = Fal
 
 def prior_gumbel_softmax(shape: tuple[int, ...], temperature: float, *, hard: bool = False,
                          device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-    """`gumbel_softmax` of all-zero logits (the uniform categorical prior), bit for bit, in half the time.
+    """`gumbel_softmax` of all-zero logits (the uniform categorical prior), bit for bit, in ~2/3 of the time.
 
     softmax((0 + g) / tau) = softmax(g / tau): no zeros to allocate and add, and the division is in place.
     The model server draws one of these per request (`GumbelVAE.sample_prior`), where the ~10 small tensor
-    operations of the general path cost more than the request's share of the decoder.
+    operations of the general path cost more than the request's share of the decoder (one image: ~20 vs ~31 us).
     """
     _check_temperature(temperature)
     soft = sample_gumbel(shape, device=device, generator=generator).div_(temperature).softmax(dim=-1)
